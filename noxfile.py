@@ -1,5 +1,7 @@
 """Development sessions: `nox -s tests`, `nox -s lint`, `nox -s typecheck`, `nox -s bench`, `nox -s demo`."""
 
+import pathlib
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
@@ -19,7 +21,11 @@ def tests(session: nox.Session) -> None:
         "-m",
         "pytest",
         *session.posargs,
-        env={"COVERAGE_PROCESS_START": "pyproject.toml"},
+        # Subprocesses (the CLI tests) measure coverage too, into this folder's data files.
+        env={
+            "COVERAGE_PROCESS_START": str(pathlib.Path("pyproject.toml").resolve()),
+            "COVERAGE_FILE": str(pathlib.Path(".coverage").resolve()),
+        },
     )
     session.run("coverage", "combine", "--quiet")
     session.run("coverage", "report")

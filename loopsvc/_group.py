@@ -260,7 +260,7 @@ class ServiceGroup:
         try:
             while not self._stop_requested:
                 try:
-                    await service._start(self.loops, self._timer, signals=False, on_started=ready)  # noqa: SLF001
+                    await service._start(self.loops, self._timer, own_signals=False, on_started=ready)  # noqa: SLF001
                 except Exception as error:  # noqa: BLE001 (recorded, logged, and raised by run())
                     ready()
                     if not await self._restart_after(service, error, failures):

@@ -233,8 +233,7 @@ class LoopService:
             TypeError: A hook is not an `async def`, or `__init__` skipped `super().__init__()`.
             ValueError: `loops` is not None or an int >= 1.
         """
-        signals = self.handle_signals and can_handle_signals()
-        await self._start(loops, SoloTimer(), signals=signals, on_started=task_status.started)
+        await self._start(loops, SoloTimer(), own_signals=True, on_started=task_status.started)
 
     def request_stop(self) -> None:
         """Ask the service to stop gracefully; idempotent, returns at once.
@@ -345,12 +344,13 @@ class LoopService:
         loops: int | None,
         timer: Timer,
         *,
-        signals: bool,
+        own_signals: bool,
         on_started: Callable[[], object],
     ) -> None:
-        """`start()`, with the timer and the signal handling chosen by the caller."""
+        """`start()`, with the timer chosen by the caller; `own_signals`: it may handle signals."""
         loops = _validate.optional_integer("loops", loops, minimum=1)
         self._check_startable()
+        signals = own_signals and self.handle_signals and can_handle_signals()
         config = self._config = self._read_config()
         self._running = True
         self._stop_requested = self._run_now = False
@@ -437,7 +437,7 @@ class LoopService:
         period, policy, jitter = config.period, config.overrun, config.jitter
         rng = self._rng
         origin = slot = clock() + config.first_slot_after
-        start_at = slot + jitter_offset(jitter, period, rng)
+        start_at = scheduled = slot + jitter_offset(jitter, period, rng)
         skipped = iteration = 0
         while not self._stop_requested:
             now = clock()
@@ -454,7 +454,9 @@ class LoopService:
             iteration += 1
             if extra and policy == "delay":
                 slot = now
-            duration = await self._run(iteration, now if extra else start_at, now, 0 if extra else skipped, config)
+            duration = await self._run(iteration, now if extra else scheduled, now, 0 if extra else skipped, config)
+            overran = duration > period
+            self._overruns += overran
             if iteration == loops or self._stop_requested:
                 return
             due = slot
@@ -464,8 +466,8 @@ class LoopService:
             slot, skipped = plan.slot, plan.skipped
             self._skipped += skipped
             start_at = slot if plan.late else slot + jitter_offset(jitter, period, rng)
-            if duration > period:
-                self._overruns += 1
+            scheduled = due if plan.late else start_at
+            if overran:
                 self._warn_overrun(duration, period, plan.late, skipped)
             if start_at <= clock():
                 await anyio.lowlevel.checkpoint()

@@ -19,7 +19,7 @@ import inspect
 import logging
 import math
 import random
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import anyio
 import anyio.lowlevel
@@ -28,7 +28,7 @@ import pendulum
 from . import _validate
 from ._schedule import OVERRUN_POLICIES, Overrun, interval, jitter_offset, phase, plan_next
 from ._signals import can_handle_signals, watch_signals
-from ._stats import CurrentRun, ServiceState, ServiceStats
+from ._stats import CurrentRun, Outcome, RunRecord, ServiceState, ServiceStats
 from ._tasks import open_task_group
 from ._timer import Alarm, SoloTimer, Timer
 
@@ -176,6 +176,8 @@ class LoopService:
         self._last_success: float | None = None
         self._next_run: float | None = None
         self._run_info: tuple[int, float, float, int] | None = None
+        # Called with every finished or cancelled run (loopsvc.testing uses it).
+        self._observer: Callable[[RunRecord], object] | None = None
 
     def _read_config(self) -> _Config:
         """Validate the options as they stand on the instance (or its class)."""
@@ -490,9 +492,10 @@ class LoopService:
     async def _run(self, iteration: int, scheduled: float, started: float, skipped: int, config: _Config) -> float:
         """One run: call `run_once()`, classify the outcome, count it. Returns its duration."""
         self._state = ServiceState.RUNNING
-        self._run_info = (iteration, scheduled, started, skipped)
+        self._run_info = info = (iteration, scheduled, started, skipped)
         self._last_run_started = started
-        outcome: Literal["ok", "error", "timeout"] = "ok"
+        outcome: Outcome = "ok"
+        error: BaseException | None = None
         try:
             if config.run_timeout is None:
                 await self.run_once()
@@ -501,34 +504,50 @@ class LoopService:
                     await self.run_once()
                 if bound.cancelled_caught:
                     outcome = "timeout"
-        except NotImplementedError as error:
-            self._count(started, "error", safe_repr(error))
+                    error = TimeoutError(f"run timed out after {config.run_timeout:g} seconds")
+        except NotImplementedError as raised:
+            self._finish_run(info, "error", raised)
             raise
-        except Exception as error:
-            duration = self._count(started, "error", safe_repr(error))
-            self.logger.exception("%s: run %d failed: %s", self.name, iteration, self._last_error)
-        else:
-            if outcome == "timeout":
-                timeout = TimeoutError(f"run timed out after {config.run_timeout:g} seconds")
-                duration = self._count(started, "timeout", safe_repr(timeout))
-                self.logger.error(
-                    "%s: run %d timed out after %g seconds and was cancelled",
-                    self.name,
-                    iteration,
-                    config.run_timeout,
-                )
-            else:
-                duration = self._count(started, "ok", None)
+        except Exception as raised:  # noqa: BLE001 (a failed run is logged and the loop goes on)
+            outcome, error = "error", raised
+        except BaseException as raised:
+            cancelled = isinstance(raised, anyio.get_cancelled_exc_class())
+            self._finish_run(info, "cancelled" if cancelled else "error", raised, count=False)
+            raise
         finally:
             self._run_info = None
+        duration = self._finish_run(info, outcome, error)
+        if outcome == "error":
+            self.logger.error("%s: run %d failed: %s", self.name, iteration, self._last_error, exc_info=error)
+        elif outcome == "timeout":
+            self.logger.error(
+                "%s: run %d timed out after %g seconds and was cancelled", self.name, iteration, config.run_timeout
+            )
         return duration
 
-    def _count(self, started: float, outcome: Literal["ok", "error", "timeout"], error: str | None) -> float:
-        """Count a finished run; returns its duration."""
+    def _finish_run(
+        self,
+        info: tuple[int, float, float, int],
+        outcome: Outcome,
+        error: BaseException | None,
+        *,
+        count: bool = True,
+    ) -> float:
+        """Count a run that ended and report it to the observer; returns its duration.
+
+        A run ended by a BaseException (a cancellation, KeyboardInterrupt) is not counted: it
+        did not finish, and `runs` stays `successes + failures + timeouts`.
+        """
+        iteration, scheduled, started, skipped = info
         now = anyio.current_time()
+        duration = now - started
+        if self._observer is not None:
+            self._observer(RunRecord(self.name, iteration, scheduled, started, duration, outcome, error, skipped))
+        if not count:
+            return duration
         self._runs += 1
-        self._last_duration = duration = now - started
-        self._last_error = error
+        self._last_duration = duration
+        self._last_error = None if error is None else safe_repr(error)
         if outcome == "ok":
             self._successes += 1
             self._consecutive_failures = 0

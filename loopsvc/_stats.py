@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     import pendulum
+
+Outcome = Literal["ok", "error", "timeout", "cancelled"]
 
 
 class ServiceState(enum.Enum):
@@ -69,5 +71,23 @@ class CurrentRun:
     started_at: float
     late_seconds: float
     """`started_at - scheduled_at`."""
+    skipped_before: int
+    """Slots the "skip" policy passed over just before this run."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One run that ended. Times are on the loop clock (`anyio.current_time()`)."""
+
+    service: str
+    iteration: int
+    """1 for the first run of a `start()`."""
+    scheduled_at: float
+    started_at: float
+    duration_seconds: float
+    outcome: Outcome
+    """"ok", "error" (it raised), "timeout" (run_timeout_seconds) or "cancelled" (from outside)."""
+    error: BaseException | None
+    """The exception for "error" and "cancelled", a TimeoutError for "timeout", else None."""
     skipped_before: int
     """Slots the "skip" policy passed over just before this run."""

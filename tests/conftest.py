@@ -8,3 +8,6 @@ import pytest
 @pytest.fixture(autouse=True)
 def _loopsvc_debug_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="loopsvc")
+
+
+pytest_plugins = ["pytester"]

@@ -83,9 +83,9 @@ class ServiceGroup:
             msg = f"`services` must be an iterable of LoopService instances, got {services!r}"
             raise TypeError(msg)
         self._services: list[LoopService] = []
+        self._names: set[str] = set()
         for service in services:
-            self._check_new(service)
-            self._services.append(service)
+            self._append(service)
         self.handle_signals = _validate.boolean("handle_signals", handle_signals)
         self.grace_seconds = _validate.optional_seconds("grace_seconds", grace_seconds, allow_zero=True)
         self.restart: Restart = _validate.choice("restart", restart, RESTART_POLICIES)
@@ -103,16 +103,19 @@ class ServiceGroup:
         self._failures: list[Exception] = []
         self._cancelled: list[str] = []
 
-    def _check_new(self, service: object) -> None:
+    def _append(self, service: object) -> None:
+        """Check a new member and add it (names are unique, so are instances)."""
         if not isinstance(service, LoopService):
             msg = f"`services` must hold LoopService instances, got {service!r}"
             raise TypeError(msg)
-        if any(service is other for other in self._services):
-            msg = f"`services` lists {service!r} twice"
-            raise ValueError(msg)
-        if any(service.name == other.name for other in self._services):
+        if service.name in self._names:
+            if any(service is other for other in self._services):
+                msg = f"`services` lists {service!r} twice"
+                raise ValueError(msg)
             msg = f"`services` has two services named {service.name!r}; give one a different `name=`"
             raise ValueError(msg)
+        self._names.add(service.name)
+        self._services.append(service)
 
     @property
     def services(self) -> tuple[LoopService, ...]:
@@ -197,9 +200,9 @@ class ServiceGroup:
         if self._task_group is None or self._stop_requested:
             msg = "services can only be added to a running ServiceGroup that is not stopping"
             raise RuntimeError(msg)
-        self._check_new(service)
-        service._check_startable()  # noqa: SLF001 (fail in the caller, not in the group)
-        self._services.append(service)
+        if isinstance(service, LoopService):
+            service._check_startable()  # noqa: SLF001 (fail in the caller, not in the group)
+        self._append(service)
         self._launch(self._task_group, service, _noop)
 
     def request_stop(self) -> None:
@@ -287,7 +290,7 @@ class ServiceGroup:
             self._failures.append(error)
             self.request_stop()
             return False
-        delay = restart_delay(len(failures), service._rng)  # noqa: SLF001 (the service's seeded generator)
+        delay = restart_delay(len(failures), service._random())  # noqa: SLF001 (the service's seeded generator)
         service._restarts += 1  # noqa: SLF001
         logger.warning(
             "%s failed: %s; restarting in %.2f seconds (restart %d)",

@@ -78,9 +78,9 @@ def interval(period: float, consecutive_failures: int, backoff_max: float | None
     return max(period, min(grown, backoff_max))
 
 
-def jitter_offset(jitter: float, period: float, rng: random.Random) -> float:
-    """A random offset in `[0, jitter * period)` from a slot; 0 without jitter."""
-    return rng.random() * jitter * period if jitter else 0.0
+def jitter_offset(jitter: float, period: float, rng: random.Random | None) -> float:
+    """A random offset in `[0, jitter * period)` from a slot; 0 without jitter (or generator)."""
+    return rng.random() * jitter * period if jitter and rng is not None else 0.0
 
 
 def phase(name: str, period: float) -> float:

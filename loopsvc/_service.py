@@ -30,7 +30,7 @@ from ._schedule import OVERRUN_POLICIES, Overrun, interval, jitter_offset, phase
 from ._signals import can_handle_signals, watch_signals
 from ._stats import CurrentRun, Outcome, RunRecord, ServiceState, ServiceStats
 from ._tasks import open_task_group
-from ._timer import Alarm, SoloTimer, Timer
+from ._timer import Alarm, SoloTimer, Timer, loop_clock
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -110,6 +110,43 @@ class LoopService:
         ValueError: An option has a bad value (the message names it and shows the value).
     """
 
+    # Internal state lives in slots: compact and quick to reach with thousands of services.
+    # `__dict__` stays, for the options and for subclasses' own attributes.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_alarm",
+        "_clock",
+        "_clock_zero",
+        "_config",
+        "_consecutive_failures",
+        "_failures",
+        "_force_scope",
+        "_last_duration",
+        "_last_error",
+        "_last_run_started",
+        "_last_success",
+        "_next_run",
+        "_observer",
+        "_overruns",
+        "_ready",
+        "_restarts",
+        "_rng",
+        "_run_info",
+        "_run_now",
+        "_running",
+        "_runs",
+        "_seed",
+        "_skipped",
+        "_started",
+        "_state",
+        "_stop_requested",
+        "_stopped",
+        "_successes",
+        "_timeouts",
+        "_wall_zero",
+    )
+
     loop_seconds: float = 60
     overrun: Overrun = "delay"
     jitter: float = 0.0
@@ -152,7 +189,8 @@ class LoopService:
         self.logger = logging.getLogger(f"loopsvc.services.{self.name.lower()}")
         if seed is not None:
             _validate.integer("seed", seed, minimum=-(2**63))
-        self._rng = random.Random(seed)  # noqa: S311 (scheduling jitter, not cryptography)
+        self._seed = seed
+        self._rng: random.Random | None = None  # made when first needed: it weighs 2.5 KB
         self._config = self._read_config()
         self.loop_seconds = self._config.period
 
@@ -178,6 +216,13 @@ class LoopService:
         self._run_info: tuple[int, float, float, int] | None = None
         # Called with every finished or cancelled run (loopsvc.testing uses it).
         self._observer: Callable[[RunRecord], object] | None = None
+        self._clock: Callable[[], float] = anyio.current_time
+
+    def _random(self) -> random.Random:
+        """The service's own generator (jitter, restart backoff), seeded by `seed=`."""
+        if self._rng is None:
+            self._rng = random.Random(self._seed)  # noqa: S311 (scheduling jitter, not cryptography)
+        return self._rng
 
     def _read_config(self) -> _Config:
         """Validate the options as they stand on the instance (or its class)."""
@@ -329,7 +374,7 @@ class LoopService:
     # The lifecycle.
 
     def _check_startable(self) -> None:
-        if "_alarm" not in self.__dict__:
+        if not hasattr(self, "_alarm"):
             msg = f"{type(self).__name__}.__init__() must call super().__init__()"
             raise TypeError(msg)
         for hook in ("setup", "run_once", "shutdown"):
@@ -435,20 +480,24 @@ class LoopService:
             )
 
     async def _loop(self, loops: int | None, timer: Timer, config: _Config) -> None:
-        clock = anyio.current_time
-        period, policy, jitter = config.period, config.overrun, config.jitter
-        rng = self._rng
-        origin = slot = clock() + config.first_slot_after
+        # The hot path of every service: it reads the clock twice per run (on waking, and when
+        # the run ends) and keeps what it uses in locals.
+        clock = self._clock = loop_clock()
+        wait, alarm, logger = timer.wait_until, self._alarm, self.logger
+        period, policy, jitter, backoff_max = config.period, config.overrun, config.jitter, config.backoff_max
+        rng = self._random() if jitter else None
+        now = clock()
+        origin = slot = now + config.first_slot_after
         start_at = scheduled = slot + jitter_offset(jitter, period, rng)
         skipped = iteration = 0
         while not self._stop_requested:
-            now = clock()
             if not self._run_now and start_at > now:
                 self._state = ServiceState.WAITING
                 self._next_run = start_at
-                if self.logger.isEnabledFor(logging.DEBUG):
-                    self.logger.debug("%s: next run at %s", self.name, self._wall(start_at))
-                await timer.wait_until(start_at, self._alarm)
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("%s: next run at %s", self.name, self._wall(start_at))
+                await wait(start_at, alarm)
+                now = clock()
                 continue
             extra = self._run_now and now < start_at
             self._run_now = False
@@ -457,21 +506,22 @@ class LoopService:
             if extra and policy == "delay":
                 slot = now
             duration = await self._run(iteration, now if extra else scheduled, now, 0 if extra else skipped, config)
+            now += duration
             overran = duration > period
             self._overruns += overran
             if iteration == loops or self._stop_requested:
                 return
             due = slot
             if not (extra and policy == "skip"):
-                due += interval(period, self._consecutive_failures, config.backoff_max)
-            plan = plan_next(policy, due=due, now=clock(), origin=origin, period=period)
+                due += interval(period, self._consecutive_failures, backoff_max)
+            plan = plan_next(policy, due=due, now=now, origin=origin, period=period)
             slot, skipped = plan.slot, plan.skipped
             self._skipped += skipped
             start_at = slot if plan.late else slot + jitter_offset(jitter, period, rng)
             scheduled = due if plan.late else start_at
             if overran:
                 self._warn_overrun(duration, period, plan.late, skipped)
-            if start_at <= clock():
+            if start_at <= now:  # no wait ahead: let other tasks run (and cancellation in)
                 await anyio.lowlevel.checkpoint()
 
     def _warn_overrun(self, duration: float, period: float, late: bool, skipped: int) -> None:  # noqa: FBT001
@@ -539,7 +589,7 @@ class LoopService:
         did not finish, and `runs` stays `successes + failures + timeouts`.
         """
         iteration, scheduled, started, skipped = info
-        now = anyio.current_time()
+        now = self._clock()
         duration = now - started
         if self._observer is not None:
             self._observer(RunRecord(self.name, iteration, scheduled, started, duration, outcome, error, skipped))

@@ -6,39 +6,63 @@
 #
 # - `SoloTimer` (a service on its own): a cancel scope with the deadline; ringing cancels it.
 # - `SharedTimer` (every service of a ServiceGroup): one deadline heap and one task that sleeps
-#   until the earliest deadline, then wakes every service that is due. A service waits on a
-#   cheap event instead of its own Trio timeout; with thousands of services this is what makes
-#   a group cheaper per run than bare `trio.sleep_until` loops, whose expiries are each
-#   delivered as a Cancelled exception. Ringing sets the event; the heap entry is left behind
+#   until the earliest deadline, then wakes every service that is due. A service parks its task
+#   (the cheapest wait the backend has) instead of arming its own Trio timeout; with thousands
+#   of services this is what makes a group cheaper per run than bare `trio.sleep_until` loops,
+#   whose expiries are each delivered as a Cancelled exception. Ringing unparks it; the heap entry is left behind
 #   and dropped when it comes up.
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import math
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
+import trio
+import trio.lowlevel
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
 
 class Alarm:
-    """Ends the current wait early, if there is one."""
+    """Ends the current wait early, if there is one: a service's waiting slot.
 
-    __slots__ = ("_wake",)
+    The shared timer parks the service's task here under Trio, with bound methods made once
+    per service, so a wait allocates nothing but its heap entry.
+    """
+
+    __slots__ = ("_abort_cb", "_entry", "_task", "_unpark_cb", "_wake")
+    _task: trio.lowlevel.Task  # set by the timer before anything can unpark it
 
     def __init__(self) -> None:
         self._wake: Callable[[], object] | None = None
+        self._entry: list[Any] | None = None
+        self._unpark_cb = self._unpark
+        self._abort_cb = self._abort
 
     def ring(self) -> None:
         if self._wake is not None:
             self._wake()
 
+    def _unpark(self) -> None:
+        entry = self._entry
+        if entry is not None:
+            entry[2] = self._entry = self._wake = None
+            trio.lowlevel.reschedule(self._task)
+
+    def _abort(self, _: object) -> trio.lowlevel.Abort:
+        entry = self._entry
+        if entry is not None:
+            entry[2] = self._entry = self._wake = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
 
 class Timer(Protocol):
-    async def wait_until(self, deadline: float, alarm: Alarm) -> None:
+    @property
+    def wait_until(self) -> Callable[[float, Alarm], Awaitable[None]]:
         """Return at `deadline` on the loop clock, or as soon as `alarm` rings."""
 
 
@@ -56,42 +80,74 @@ class SoloTimer:
                 alarm._wake = None  # noqa: SLF001
 
 
-class SharedTimer:
-    """One deadline heap and one sleeping task for many services."""
+def loop_clock() -> Callable[[], float]:
+    """The event loop's clock function: Trio's own under Trio, anyio's elsewhere.
 
-    __slots__ = ("_heap", "_scope", "_seq")
+    `anyio.current_time()` looks the backend up on every call; a service reads the clock a few
+    times per run, so it takes the backend's function once per start.
+    """
+    return trio.current_time if trio.lowlevel.in_trio_run() else anyio.current_time
+
+
+class SharedTimer:
+    """One deadline heap and one sleeping task for many services.
+
+    A waiting service parks its task without a timeout of its own (Trio's lowlevel parking
+    under Trio, a future under asyncio); the timer's task, or the service's alarm, unparks it.
+    """
+
+    __slots__ = ("_heap", "_scope", "_seq", "wait_until")
 
     def __init__(self) -> None:
-        # Entries are [deadline, sequence, event or None]; None marks an abandoned wait.
+        # Entries are [deadline, sequence, waker or None]; None marks a finished wait.
         self._heap: list[list[Any]] = []
         self._seq = itertools.count()
         self._scope: anyio.CancelScope | None = None
+        # Chosen once: a service calls it for every run.
+        self.wait_until: Callable[[float, Alarm], Awaitable[None]] = (
+            self._park_trio if trio.lowlevel.in_trio_run() else self._park_future
+        )
 
-    async def wait_until(self, deadline: float, alarm: Alarm) -> None:
-        event = anyio.Event()
-        entry: list[Any] = [deadline, next(self._seq), event]
+    def _push(self, deadline: float, waker: Callable[[], object]) -> list[Any]:
+        entry = [deadline, next(self._seq), waker]
         heapq.heappush(self._heap, entry)
         scope = self._scope
         if scope is not None and deadline < scope.deadline:
             scope.deadline = deadline
-        alarm._wake = event.set  # noqa: SLF001 (the alarm belongs to this module)
+        return entry
+
+    async def _park_trio(self, deadline: float, alarm: Alarm) -> None:
+        alarm._task = trio.lowlevel.current_task()  # noqa: SLF001 (the alarm belongs to this module)
+        alarm._entry = self._push(deadline, alarm._unpark_cb)  # noqa: SLF001
+        alarm._wake = alarm._unpark_cb  # noqa: SLF001
+        await trio.lowlevel.wait_task_rescheduled(alarm._abort_cb)  # noqa: SLF001
+
+    async def _park_future(self, deadline: float, alarm: Alarm) -> None:
+        future = asyncio.get_running_loop().create_future()
+
+        def wake() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        entry = self._push(deadline, wake)
+        alarm._wake = wake  # noqa: SLF001 (the alarm belongs to this module)
         try:
-            await event.wait()
+            await future
         finally:
-            alarm._wake = None  # noqa: SLF001
-            entry[2] = None
+            entry[2] = alarm._wake = None  # noqa: SLF001
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Wake the services that are due, forever; cancel the caller's scope to end it."""
         heap = self._heap
         pop = heapq.heappop
+        clock = loop_clock()
         task_status.started()
         while True:
-            now = anyio.current_time()
+            now = clock()
             while heap and heap[0][0] <= now:
-                event = pop(heap)[2]
-                if event is not None:
-                    event.set()
+                wake = pop(heap)[2]
+                if wake is not None:
+                    wake()
             deadline = heap[0][0] if heap else math.inf
             with anyio.CancelScope(deadline=deadline) as self._scope:
                 await anyio.sleep_forever()

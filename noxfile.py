@@ -47,6 +47,13 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """The benchmarks, side by side with the baselines; `-- --quick` for a seconds-long check."""
+    session.install(".", "matplotlib>=3.8")
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
     """Run the demo services (Ctrl-C stops them); extra arguments go to the CLI."""
     session.install(".")

@@ -9,7 +9,6 @@
 # ExceptionGroup, after the others were stopped gracefully.
 from __future__ import annotations
 
-import collections
 import logging
 import math
 from collections.abc import Iterable
@@ -251,7 +250,7 @@ class ServiceGroup:
     async def _supervise(self, service: LoopService, on_ready: Callable[[], None]) -> None:
         """Run one service; restart it on failure when the policy says so."""
         assert self._timer is not None  # noqa: S101 (set by run)
-        failures: collections.deque[float] = collections.deque()
+        failures: list[float] = []  # when this service's recent starts failed
         reported = False
 
         def ready() -> None:
@@ -278,12 +277,11 @@ class ServiceGroup:
                 if self._stop_event is not None:
                     self._stop_event.set()
 
-    async def _restart_after(self, service: LoopService, error: Exception, failures: collections.deque[float]) -> bool:
+    async def _restart_after(self, service: LoopService, error: Exception, failures: list[float]) -> bool:
         """Decide about a failed service: wait and return True to restart it, or make it final."""
         now = anyio.current_time()
         failures.append(now)
-        while failures[0] < now - self.restart_window_seconds:
-            failures.popleft()
+        failures[:] = [t for t in failures if t >= now - self.restart_window_seconds]
         if self.restart == "never" or self._stop_requested or len(failures) > self.max_restarts:
             logger.error("%s failed: %s", service.name, safe_repr(error), exc_info=error)
             error.add_note(f"raised by the loopsvc service {service.name!r}")

@@ -298,12 +298,13 @@ class LoopService:
         Returns at once when the service is not running, and when awaited from inside the
         service itself (its hooks or `run_once()`), where waiting would deadlock.
         """
-        stopped = self._stopped
-        if not self._running or stopped is None:
+        if not self._running:
             return
         self.request_stop()
         if current_service.get() is not self:
-            await stopped.wait()
+            if self._stopped is None:  # made on demand: most services are never awaited
+                self._stopped = anyio.Event()
+            await self._stopped.wait()
 
     def run_now(self) -> None:
         """Run as soon as possible: at once if waiting, right after the run in flight if not.
@@ -401,7 +402,6 @@ class LoopService:
         config = self._config = self._read_config()
         self._running = True
         self._stop_requested = self._run_now = False
-        self._stopped = stopped = anyio.Event()
         self._consecutive_failures = 0
         self._wall_zero, self._clock_zero = pendulum.now("UTC"), anyio.current_time()
         self._started, self._ready = self._clock_zero, None
@@ -419,7 +419,9 @@ class LoopService:
             self._running = False
             self._state = ServiceState.STOPPED
             self._next_run = self._run_info = None
-            stopped.set()
+            if self._stopped is not None:
+                self._stopped.set()
+                self._stopped = None
 
     async def _lifecycle(
         self,

@@ -1,0 +1,1 @@
+"""Baselines that loopsvc is measured against."""

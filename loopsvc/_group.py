@@ -96,6 +96,7 @@ class ServiceGroup:
         self._stop_event: anyio.Event | None = None
         self._all_stopped: anyio.Event | None = None
         self._finished: anyio.Event | None = None
+        self._setups_done: anyio.Event | None = None
         self._task_group: TaskGroup | None = None
         self._timer: SharedTimer | None = None
         self._active = 0
@@ -145,6 +146,7 @@ class ServiceGroup:
             service._check_startable()  # noqa: SLF001 (fail before anything starts)
         self._running, self._stop_requested = True, False
         self._stop_event, self._all_stopped, self._finished = anyio.Event(), anyio.Event(), anyio.Event()
+        self._setups_done = anyio.Event()
         self._failures, self._cancelled = [], []
         self._timer = SharedTimer()
         try:
@@ -170,20 +172,25 @@ class ServiceGroup:
             raise ExceptionGroup(msg, self._failures)
 
     async def _start_services(self, task_group: TaskGroup) -> None:
-        """Start every service; return once each is set up (or has failed to be)."""
+        """Start every service; return once each is set up (or has failed to be).
+
+        A stop request also ends the wait: a setup that hangs must not keep the group from
+        stopping (the grace period, then the forced stop, deal with it).
+        """
+        assert self._setups_done is not None  # noqa: S101 (set by run)
+        done = self._setups_done
         pending = len(self._services)
-        ready = anyio.Event()
 
         def one_ready() -> None:
             nonlocal pending
             pending -= 1
             if pending == 0:
-                ready.set()
+                done.set()
 
         for service in self._services:
             self._launch(task_group, service, one_ready)
         if pending:
-            await ready.wait()
+            await done.wait()
 
     def _launch(self, task_group: TaskGroup, service: LoopService, on_ready: Callable[[], None]) -> None:
         self._active += 1
@@ -211,8 +218,9 @@ class ServiceGroup:
         self._stop_requested = True
         for service in self._services:
             service.request_stop()
-        if self._stop_event is not None:
-            self._stop_event.set()
+        for event in (self._stop_event, self._setups_done):
+            if event is not None:
+                event.set()
 
     async def stop(self) -> None:
         """Request a graceful stop and wait until `run()` has finished.

@@ -77,14 +77,14 @@ FULL = Sizes(
     stops=200,
     cpu_services=(1, 1_000, 10_000),
     cpu_warmup=1.0,
-    cpu_window=3.0,
+    cpu_window=2.0,
     memory_services=(10_000, 100_000),
     accuracy_services=1_000,
     accuracy_window=3.0,
     drift_runs=1_000,
     shutdown_services=10_000,
     virtual=((1, 86_400.0), (10_000, 600.0)),
-    repeats=3,
+    repeats=2,
 )
 QUICK = Sizes(
     stops=5,

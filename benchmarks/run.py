@@ -674,7 +674,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ]
         if points:
             right.plot(*zip(*points, strict=True), marker="o", label=contender)
-    right.set(xscale="log", xlabel="services", ylabel="CPU µs per run", title="CPU per run")
+    right.set(xscale="log", yscale="log", xlabel="services", ylabel="CPU µs per run", title="CPU per run")
     right.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110)

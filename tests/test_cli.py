@@ -37,6 +37,13 @@ SERVICES_MODULE = """
             self.logger.info("busy run starts")
             await anyio.sleep(30)
 
+    class BadSetup(loopsvc.LoopService):
+        async def setup(self):
+            raise OSError("no database")
+
+        async def run_once(self):
+            pass
+
     instance = Tick(name="instance")
 
     def factory():
@@ -139,13 +146,36 @@ def test_run_hosts_a_class_an_instance_and_a_factory(project: Path) -> None:
 
 def test_run_on_the_asyncio_backend_with_json_logs(project: Path) -> None:
     """--backend asyncio works; --log-format json prints one parseable object per line."""
-    result = run_cli("run", "mysvc:Tick", "--loops", "2", "--backend", "asyncio", "--log-format", "json", cwd=project)
+    result = run_cli(
+        "run",
+        "mysvc:Tick",
+        "--loops",
+        "6",
+        "--backend",
+        "asyncio",
+        "--log-format",
+        "json",
+        "--status-every",
+        "0.1",
+        cwd=project,
+    )
     assert result.returncode == 0, result.stderr
     entries = [json.loads(line) for line in result.stderr.splitlines()]
     ticks = [e for e in entries if e["message"] == "tick from Tick"]
-    assert len(ticks) == 2
+    assert len(ticks) == 6
+    status = [e for e in entries if e["logger"] == "loopsvc.status"]
+    assert status
+    assert status[0]["message"].startswith("Tick: ")
+    assert "healthy=" in status[0]["message"]
     assert set(ticks[0]) == {"time", "level", "logger", "message"}
     assert ticks[0]["logger"] == "loopsvc.services.tick"
+
+
+def test_a_failing_service_exits_one_and_says_which(project: Path) -> None:
+    """A service whose setup fails: the others stop, exit 1, stderr names the service."""
+    result = run_cli("run", "mysvc:BadSetup", "mysvc:Tick", cwd=project)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[-1] == "loopsvc: service 'BadSetup' failed: OSError('no database')"
 
 
 def test_check_lists_the_services_and_runs_nothing(project: Path) -> None:

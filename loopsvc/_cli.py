@@ -333,6 +333,11 @@ def _serve(args: argparse.Namespace) -> int:
     services = demo_services() if args.command == "demo" else load_targets(args.targets)
     group = _group(services, args)
     configure_logging(args.log_level, args.log_format)
+    plural = "s" if args.loops != 1 else ""
+    until = f"each runs {args.loops} time{plural}" if args.loops else "Ctrl-C (SIGINT) or SIGTERM stops them"
+    logging.getLogger("loopsvc.cli").info(
+        "hosting %s on %s: %s", ", ".join(s.name for s in services), args.backend, until
+    )
     try:
         anyio.run(host, group, args.status_every, backend=args.backend)
     except ExceptionGroup as failures:

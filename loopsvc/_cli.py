@@ -310,28 +310,26 @@ def _describe_service(service: LoopService) -> str:
 
 def _check(args: argparse.Namespace) -> int:
     services = load_targets(args.targets)
-    _group(services, args=None)
+    _build_group(services)
     for service in services:
         sys.stdout.write(_describe_service(service) + "\n")
     sys.stdout.write(f"{len(services)} service{'s' if len(services) != 1 else ''} ok\n")
     return EXIT_OK
 
 
-def _group(services: list[LoopService], args: argparse.Namespace | None) -> ServiceGroup:
+def _build_group(services: list[LoopService], **options: Any) -> ServiceGroup:
     try:
-        if args is None:
-            return ServiceGroup(services)
-        for service in services:
-            if args.loop_seconds is not None:
-                service.loop_seconds = args.loop_seconds
-        return ServiceGroup(services, grace_seconds=args.grace, restart=args.restart, loops=args.loops)
+        return ServiceGroup(services, **options)
     except (TypeError, ValueError) as error:
         raise UsageError(str(error)) from None
 
 
 def _serve(args: argparse.Namespace) -> int:
     services = demo_services() if args.command == "demo" else load_targets(args.targets)
-    group = _group(services, args)
+    if args.loop_seconds is not None:
+        for service in services:
+            service.loop_seconds = args.loop_seconds
+    group = _build_group(services, grace_seconds=args.grace, restart=args.restart, loops=args.loops)
     configure_logging(args.log_level, args.log_format)
     plural = "s" if args.loops != 1 else ""
     until = f"each runs {args.loops} time{plural}" if args.loops else "Ctrl-C (SIGINT) or SIGTERM stops them"

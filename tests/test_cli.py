@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import queue
 import signal
@@ -176,6 +177,19 @@ def test_a_failing_service_exits_one_and_says_which(project: Path) -> None:
     result = run_cli("run", "mysvc:BadSetup", "mysvc:Tick", cwd=project)
     assert result.returncode == 1, result.stderr
     assert result.stderr.splitlines()[-1] == "loopsvc: service 'BadSetup' failed: OSError('no database')"
+
+
+def test_loop_seconds_overrides_every_interval(project: Path) -> None:
+    """--loop-seconds 0.4 spaces the runs of a 0.05 s service by 0.4 s (a lower bound only)."""
+    result = run_cli("run", "mysvc:Tick", "--loops", "2", "--loop-seconds", "0.4", "--log-format", "json", cwd=project)
+    assert result.returncode == 0, result.stderr
+    times = [
+        datetime.datetime.fromisoformat(e["time"])
+        for e in map(json.loads, result.stderr.splitlines())
+        if e["message"] == "tick from Tick"
+    ]
+    assert len(times) == 2
+    assert (times[1] - times[0]).total_seconds() >= 0.39
 
 
 def test_check_lists_the_services_and_runs_nothing(project: Path) -> None:

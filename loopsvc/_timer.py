@@ -102,7 +102,7 @@ class SharedTimer:
         # Entries are [deadline, sequence, waker or None]; None marks a finished wait.
         self._heap: list[list[Any]] = []
         self._seq = itertools.count()
-        self._scope: anyio.CancelScope | None = None
+        self._scope: trio.CancelScope | anyio.CancelScope | None = None
         # Chosen once: a service calls it for every run.
         self.wait_until: Callable[[float, Alarm], Awaitable[None]] = (
             self._park_trio if trio.lowlevel.in_trio_run() else self._park_future
@@ -141,6 +141,11 @@ class SharedTimer:
         heap = self._heap
         pop = heapq.heappop
         clock = loop_clock()
+        # This task wakes thousands of times a second in a large group: under Trio it uses
+        # Trio's scope and sleep directly, without anyio's wrappers (same API).
+        on_trio = trio.lowlevel.in_trio_run()
+        scope_type = trio.CancelScope if on_trio else anyio.CancelScope
+        sleep_forever = trio.sleep_forever if on_trio else anyio.sleep_forever
         task_status.started()
         while True:
             now = clock()
@@ -149,6 +154,6 @@ class SharedTimer:
                 if wake is not None:
                     wake()
             deadline = heap[0][0] if heap else math.inf
-            with anyio.CancelScope(deadline=deadline) as self._scope:
-                await anyio.sleep_forever()
+            with scope_type(deadline=deadline) as self._scope:
+                await sleep_forever()
             self._scope = None

@@ -247,6 +247,8 @@ class ServiceGroup:
 
     async def _stop_services(self) -> None:
         assert self._all_stopped is not None  # noqa: S101 (set by run)
+        if self._active == 0:  # an empty group, or every service has stopped already
+            return
         grace = math.inf if self.grace_seconds is None else self.grace_seconds
         with anyio.move_on_after(grace):
             await self._all_stopped.wait()
@@ -282,8 +284,7 @@ class ServiceGroup:
             self._active -= 1
             if self._active == 0 and self._all_stopped is not None:
                 self._all_stopped.set()
-                if self._stop_event is not None:
-                    self._stop_event.set()
+                self.request_stop()  # nothing left to run: the group is done
 
     async def _restart_after(self, service: LoopService, error: Exception, failures: list[float]) -> bool:
         """Decide about a failed service: wait and return True to restart it, or make it final."""

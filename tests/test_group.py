@@ -223,6 +223,17 @@ async def test_add_starts_a_service_in_a_running_group(autojump_clock: trio.test
     assert [s.name for s in group.stats] == ["late"]
 
 
+async def test_an_empty_group_runs_until_stopped_and_stops_at_once(autojump_clock: trio.testing.MockClock) -> None:
+    """A group with no services waits for a stop (so add() has a use), then returns at once."""
+    group = ServiceGroup([], handle_signals=False)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(group.run)
+        await trio.sleep(100)
+        t1 = trio.current_time()
+        await group.stop()
+        assert trio.current_time() == t1
+
+
 async def test_group_run_twice_at_once_raises(autojump_clock: trio.testing.MockClock) -> None:
     """A group runs once at a time, and not with a service that is already running."""
     service = Recorder(name="s", handle_signals=False)

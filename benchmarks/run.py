@@ -121,6 +121,13 @@ def _services(n: int, period: float) -> list[Noop]:
     return [Noop(period, handle_signals=False, name=f"svc{i}", first_run_after=period * i / n) for i in range(n)]
 
 
+async def _stop_seed(services: list[Any], gathered: Any) -> None:
+    """Stop seed services the seed's way: set each one's flag, then wait for them to notice."""
+    for service in services:
+        service._should_stop = True
+    await gathered
+
+
 def _backend(contender: str) -> str:
     return "asyncio" if contender == "loopsvc-asyncio" else "trio"
 
@@ -239,9 +246,7 @@ def cpu_per_run(contender: str, n: int, warmup: float, window: float) -> dict[st
             measure_start()
             await asyncio.sleep(window)
             measure_end()
-            for service in services:
-                service._should_stop = True
-            await gathered
+            await _stop_seed(services, gathered)
 
         asyncio.run(seed_main())
     else:
@@ -324,9 +329,7 @@ def memory(contender: str, n: int, mode: str) -> dict[str, Any]:
             gathered = asyncio.gather(*(s.start() for s in services))
             await asyncio.sleep(0.2)
             after()
-            for service in services:
-                service._should_stop = True
-            await gathered
+            await _stop_seed(services, gathered)
 
         asyncio.run(seed_main())
     else:
@@ -403,9 +406,7 @@ def accuracy(contender: str, n: int, window: float, drift_runs: int) -> dict[str
             measuring[0] = True
             await asyncio.sleep(window)
             measuring[0] = False
-            for service in services:
-                service._should_stop = True
-            await gathered
+            await _stop_seed(services, gathered)
             await SeedStamp(0.005, handle_signals=False).start(loops=drift_runs + 1)
 
         asyncio.run(seed_main())
@@ -461,9 +462,7 @@ def shutdown(contender: str, n: int) -> dict[str, Any]:
             gathered = asyncio.gather(*(s.start() for s in services))
             await asyncio.sleep(0.3)
             box["t0"] = time.perf_counter()
-            for service in services:
-                service._should_stop = True
-            await gathered
+            await _stop_seed(services, gathered)
             box["t1"] = time.perf_counter()
 
         asyncio.run(seed_main())

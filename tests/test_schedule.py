@@ -83,7 +83,6 @@ def test_phase_is_stable_and_within_the_period(name: str, period: float) -> None
 
 def test_phase_values_are_fixed_across_processes() -> None:
     """The phase comes from sha256, not hash(): the same number in every process."""
-    assert round(phase("heartbeat", 60), 9) == round(phase("heartbeat", 60), 9)
     assert len({round(phase(f"svc-{i}", 60), 6) for i in range(1000)}) == 1000
     assert round(phase("a", 1.0), 12) == round(int("ca978112ca1bbdca", 16) / 2**64, 12)
 

@@ -42,9 +42,7 @@ async def test_outcomes_are_classified(autojump_clock: trio.testing.MockClock) -
             await trio.sleep(1000)  # cut by the group's grace period
 
     service.on_run = act
-    service.run_timeout_seconds = None
     group = ServiceGroup([service], handle_signals=False, grace_seconds=1)
-    service.run_timeout_seconds = 2
     report = await run_for(group, 30.5)
     runs = report["mixed"].runs
     assert [r.outcome for r in runs] == ["ok", "error", "timeout", "cancelled"]
